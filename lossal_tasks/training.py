@@ -1,0 +1,186 @@
+"""train(): the joint objective L_target + lambda * L_loss, with the paper's detach schedule."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from lossal_tasks.errors import ConfigError, NonFiniteLossError
+from lossal_tasks.model import LossPredictionModel
+from lossal_tasks.objectives import HEAD_OBJECTIVES
+from lossal_tasks.runio import move_to
+from lossal_tasks.task import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """How to train a :class:`LossPredictionModel` on a labeled set.
+
+    ``detach_epoch``: from this epoch on (0-based) the features entering the loss head are
+    detached, so the head keeps learning but no longer shapes the backbone (paper: 120 of 200).
+    ``loss_weight``: lambda; None takes the task's default. ``objective``: "ranking" (paper) or "mse".
+    """
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    milestones: tuple[int, ...] = (160,)
+    gamma: float = 0.1
+    optimizer: str = "sgd"
+    loss_weight: float | None = None
+    margin: float = 1.0
+    objective: str = "ranking"
+    detach_epoch: int | None = 120
+    seed: int = 0
+    device: str = "cpu"
+    num_workers: int = 0
+    channels_last: bool = True
+    eval_batch_size: int = 256
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(int(m) for m in self.milestones)
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"TrainConfig.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.objective not in HEAD_OBJECTIVES:
+            raise ConfigError(
+                f"TrainConfig.objective must be one of {sorted(HEAD_OBJECTIVES)}, got {self.objective!r}"
+            )
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"TrainConfig.lr must be positive, got {self.lr}")
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"``; asking for CUDA without a GPU raises ConfigError."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def prepare_inputs(inputs: Any, device: torch.device, channels_last: bool) -> Any:
+    inputs = move_to(inputs, device)
+    if channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
+
+
+def make_loader(task: Task, dataset: Dataset, batch_size: int, num_workers: int = 0,
+                shuffle: bool = False, seed: int = 0) -> DataLoader:
+    """A DataLoader with the task's collate; shuffling uses a generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=num_workers, collate_fn=task.collate,
+                      persistent_workers=False, pin_memory=False)
+
+
+def _optimizer(model: LossPredictionModel, config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _show_progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def train(task: Task, model: LossPredictionModel, dataset: Dataset, config: TrainConfig,
+          eval_dataset: Dataset | None = None, context: str = "") -> list[dict[str, float]]:
+    """Train ``model`` (target + loss head) on ``dataset`` with the joint objective.
+
+    Per batch: ``per_sample = task.per_sample_loss(outputs, targets)`` [B];
+    ``loss = task.batch_loss(per_sample, ...) + lambda * head_objective(predicted [B], per_sample
+    detached)``. From ``config.detach_epoch`` on, the head sees detached features.
+
+    Returns one dict per epoch (``epoch``, ``target_loss``, ``head_loss``, ``lr``, ``seconds``,
+    ``detached``), plus evaluation metrics on ``eval_dataset`` after the last epoch when given.
+    A non-finite loss raises NonFiniteLossError naming ``context``, the epoch and the batch.
+    """
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    loader = make_loader(task, dataset, config.batch_size, config.num_workers, shuffle=True,
+                         seed=config.seed)
+    if len(dataset) == 0:
+        raise ConfigError("train(): the labeled set is empty")
+    if model.head is None:
+        first_inputs, _ = task.collate([dataset[0]])
+        model.initialize(prepare_inputs(first_inputs, device, config.channels_last))
+    optimizer = _optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma)
+    head_objective = HEAD_OBJECTIVES[config.objective]
+    loss_weight = task.loss_weight if config.loss_weight is None else config.loss_weight
+    history: list[dict[str, float]] = []
+    epochs = tqdm(range(config.epochs), desc=f"train {context}".strip(), leave=False,
+                  disable=not _show_progress())
+    for epoch in epochs:
+        detached = config.detach_epoch is not None and epoch >= config.detach_epoch
+        model.train()
+        started = time.perf_counter()
+        target_total = head_total = 0.0
+        batches = 0
+        for batch, (inputs, targets) in enumerate(loader):
+            inputs = prepare_inputs(inputs, device, config.channels_last)
+            targets = move_to(targets, device)
+            prediction = model(inputs, detach_features=detached)
+            per_sample = task.per_sample_loss(prediction.outputs, targets)
+            target_loss = task.batch_loss(per_sample, prediction.outputs, targets)
+            head_loss = head_objective(prediction.loss, per_sample.detach(), margin=config.margin)
+            loss = target_loss + loss_weight * head_loss
+            if not torch.isfinite(loss.detach()):
+                where = f"{context}, " if context else ""
+                raise NonFiniteLossError(
+                    f"non-finite loss {loss.item()} at {where}epoch {epoch}, batch {batch} "
+                    f"(target loss {target_loss.item()}, head loss {head_loss.item()})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            target_total += target_loss.item()
+            head_total += head_loss.item()
+            batches += 1
+        scheduler.step()
+        record = {"epoch": epoch, "target_loss": target_total / max(1, batches),
+                  "head_loss": head_total / max(1, batches), "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - started, "detached": detached}
+        history.append(record)
+        epochs.set_postfix(loss=f"{record['target_loss']:.3f}", head=f"{record['head_loss']:.3f}")
+        log.debug("%s epoch %d: %s", context, epoch, record)
+    if eval_dataset is not None:
+        from lossal_tasks.evaluation import evaluate
+
+        history[-1].update(evaluate(task, model, eval_dataset, config.eval_batch_size, config.device,
+                                    config.num_workers, config.channels_last))
+    return history
