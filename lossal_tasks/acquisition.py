@@ -9,6 +9,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from lossal_tasks.data import IndexedSubset
 from lossal_tasks.errors import ConfigError
@@ -16,7 +17,7 @@ from lossal_tasks.model import LossPredictionModel
 from lossal_tasks.registry import STRATEGIES
 from lossal_tasks.strategies import ScoredCandidates, strategy_needs
 from lossal_tasks.task import Task
-from lossal_tasks.training import make_loader, prepare_inputs, resolve_device
+from lossal_tasks.training import make_loader, prepare_inputs, resolve_device, show_progress
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def score_candidates(model: LossPredictionModel, task: Task, dataset: Dataset, c
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
     loader = make_loader(task, IndexedSubset(dataset, candidates), batch_size, num_workers)
     with torch.inference_mode():
-        for inputs, _ in loader:
+        for inputs, _ in tqdm(loader, desc="score", leave=False, disable=not show_progress()):
             prediction = model(prepare_inputs(inputs, torch_device, channels_last))
             if "loss" in needs:
                 kept["loss"].append(prediction.loss.float().cpu())

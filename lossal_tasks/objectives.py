@@ -1,7 +1,12 @@
 """Objectives for the loss-prediction head and the ranking accuracy used to judge it."""
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
+
+from lossal_tasks.errors import ConfigError
 
 
 def _check_pair(predicted: torch.Tensor, target: torch.Tensor) -> None:
@@ -64,7 +69,11 @@ def ranking_accuracy(predicted: torch.Tensor, target: torch.Tensor, chunk_size: 
     return agree / counted if counted else float("nan")
 
 
-HEAD_OBJECTIVES = {
-    "ranking": ranking_loss,
-    "mse": lambda predicted, target, margin=1.0: mse_loss_objective(predicted, target),
-}
+HEAD_OBJECTIVES = ("ranking", "mse")
+
+
+def head_objective(name: str, margin: float = 1.0) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss-head objective ``(predicted [B], target [B]) -> scalar`` called ``name``."""
+    if name not in HEAD_OBJECTIVES:
+        raise ConfigError(f"unknown loss-head objective {name!r}; known: {', '.join(HEAD_OBJECTIVES)}")
+    return functools.partial(ranking_loss, margin=margin) if name == "ranking" else mse_loss_objective

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from lossal_tasks.errors import ConfigError, NonFiniteLossError
 from lossal_tasks.model import LossPredictionModel
-from lossal_tasks.objectives import HEAD_OBJECTIVES
+from lossal_tasks.objectives import HEAD_OBJECTIVES, head_objective
 from lossal_tasks.runio import move_to
 from lossal_tasks.task import Task
 
@@ -110,7 +110,8 @@ def _optimizer(model: LossPredictionModel, config: TrainConfig) -> torch.optim.O
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _show_progress() -> bool:
+def show_progress() -> bool:
+    """tqdm bars only on a terminal."""
     return sys.stderr.isatty()
 
 
@@ -140,11 +141,11 @@ def train(task: Task, model: LossPredictionModel, dataset: Dataset, config: Trai
         model.initialize(prepare_inputs(first_inputs, device, config.channels_last))
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma)
-    head_objective = HEAD_OBJECTIVES[config.objective]
+    head_loss_fn = head_objective(config.objective, config.margin)
     loss_weight = task.loss_weight if config.loss_weight is None else config.loss_weight
     history: list[dict[str, float]] = []
     epochs = tqdm(range(config.epochs), desc=f"train {context}".strip(), leave=False,
-                  disable=not _show_progress())
+                  disable=not show_progress())
     for epoch in epochs:
         detached = config.detach_epoch is not None and epoch >= config.detach_epoch
         model.train()
@@ -157,7 +158,7 @@ def train(task: Task, model: LossPredictionModel, dataset: Dataset, config: Trai
             prediction = model(inputs, detach_features=detached)
             per_sample = task.per_sample_loss(prediction.outputs, targets)
             target_loss = task.batch_loss(per_sample, prediction.outputs, targets)
-            head_loss = head_objective(prediction.loss, per_sample.detach(), margin=config.margin)
+            head_loss = head_loss_fn(prediction.loss, per_sample.detach())
             loss = target_loss + loss_weight * head_loss
             if not torch.isfinite(loss.detach()):
                 where = f"{context}, " if context else ""

@@ -116,3 +116,12 @@ def test_train_config_rejects_bad_values():
         lt.TrainConfig(epochs=0)
     with pytest.raises(lt.ConfigError, match="unknown TrainConfig fields \\['epoch'\\]"):
         lt.TrainConfig.from_dict({"epoch": 3})
+
+
+def test_mse_objective_trains_the_head(toy_task):
+    model = toy_model(toy_task)
+    head_before = model.head.regressor.weight.detach().clone()
+    lt.train(toy_task, model, make_vectors(32), TINY_TRAIN.replace(channels_last=False, objective="mse"))
+    assert not torch.equal(model.head.regressor.weight, head_before)
+    with pytest.raises(lt.ConfigError, match="objective"):
+        lt.TrainConfig(objective="hinge")

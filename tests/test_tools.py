@@ -88,3 +88,19 @@ def test_scripts_run_as_commands():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), "--task", "nope"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 2 and "unknown task 'nope'" in result.stderr
+
+
+def test_evaluate_and_plot_tools(tmp_path, capsys):
+    import evaluate as evaluate_tool
+    import plot as plot_tool
+
+    out = tmp_path / "run"
+    assert train_tool.main(TINY + ["--out", str(out), "--cycles", "1"]) == 0
+    capsys.readouterr()
+    assert evaluate_tool.main(["--run", str(out)]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["accuracy"] == lt.read_metrics(out)[0]["accuracy"]
+    assert plot_tool.main([str(out), "--out", str(tmp_path / "curve.png")]) == 0
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+    assert plot_tool.main([str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+    assert "not a lossal run directory" in capsys.readouterr().err
