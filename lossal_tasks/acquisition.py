@@ -28,11 +28,11 @@ class Selection:
 
     indices: dataset indices to label (no duplicates, none labeled already).
     scores: each chosen sample's score (predicted loss, or the task uncertainty for "entropy";
-        nan for "random").
+        None for "random", which scores nothing).
     """
 
     indices: list[int]
-    scores: list[float]
+    scores: list[float | None]
     strategy: str
     num_candidates: int = 0
     num_scored: int = 0
@@ -149,7 +149,7 @@ def acquire(model: LossPredictionModel, task: Task, dataset: Dataset, candidates
         raise RuntimeError(f"strategy {strategy!r} returned {len(positions)} positions "
                            f"({len(torch.unique(positions))} unique) for a budget of {budget}")
     score = scored.loss if scored.loss is not None else scored.uncertainty
-    scores = score[positions].tolist() if score is not None else [float("nan")] * budget
+    scores = score[positions].tolist() if score is not None else [None] * budget
     return Selection(indices=subset[positions.numpy()].tolist(), scores=scores, strategy=strategy,
                      num_candidates=len(pool), num_scored=len(subset),
                      seconds=time.perf_counter() - started)

@@ -104,3 +104,13 @@ def test_evaluate_and_plot_tools(tmp_path, capsys):
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert plot_tool.main([str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
     assert "not a lossal run directory" in capsys.readouterr().err
+
+
+def test_acquire_random_writes_empty_scores(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_tool.main(TINY + ["--out", str(out), "--cycles", "1", "--strategy", "random"]) == 0
+    assert acquire_tool.main(["--run", str(out), "--budget", "4", "--out", str(tmp_path / "pick")]) == 0
+    rows = list(csv.DictReader((tmp_path / "pick.csv").open()))
+    assert len(rows) == 4 and all(r["score"] == "" for r in rows)
+    saved = json.loads((tmp_path / "pick.json").read_text())
+    assert saved["strategy"] == "random" and saved["selection"][0]["score"] is None
