@@ -9,14 +9,15 @@ import numpy as np
 import torch
 
 
-def classification_augmentation(image_size: int, seed: int, padding: int = 4) -> Callable[[Any], Any]:
-    """CIFAR-style augmentation (reflect-pad, random crop, horizontal flip) of ``(image, label)``.
+def classification_augmentation(seed: int, shift: int = 4) -> Callable[[Any], Any]:
+    """CIFAR-style augmentation of ``(image, label)``: a random shift of up to ``shift`` pixels with
+    reflected borders (the same as reflect-pad + random crop, for any image size) and a horizontal flip.
 
     Seeded: the same seed gives the same sequence of transforms.
     """
     pipeline = A.Compose([
-        A.PadIfNeeded(image_size + 2 * padding, image_size + 2 * padding, border_mode=cv2.BORDER_REFLECT_101),
-        A.RandomCrop(image_size, image_size),
+        A.Affine(translate_px={"x": (-shift, shift), "y": (-shift, shift)},
+                 border_mode=cv2.BORDER_REFLECT_101, p=1.0),
         A.HorizontalFlip(p=0.5),
     ], seed=int(seed) % (2**32))
 

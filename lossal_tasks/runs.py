@@ -65,7 +65,7 @@ def open_run(run_dir: str | os.PathLike, data: DataSplits | None = None) -> Run:
     """Open ``run_dir``: rebuild its task and datasets (from config.json unless ``data`` is given),
     load its pool and the latest checkpoint."""
     config = read_config(run_dir)
-    task = TASKS.get(config["task"])(**config.get("task_options", {}))
+    task = TASKS.get(config["task"])()
     if data is None:
         if "data" not in config:
             raise RunStateError(f"{run_dir}: config.json does not say which dataset it used; pass data=")

@@ -99,7 +99,7 @@ def toy_task() -> ToyRegression:
 @pytest.fixture
 def tiny_classification():
     """A classification task, a width-4 model and a small generated data split (16 px images)."""
-    task = lt.TASKS.build("classification", image_size=16)
+    task = lt.TASKS.build("classification")
     splits = lt.build_datasets("classification", "synthetic", seed=3, train_size=120, test_size=40,
                                image_size=16)
     return task, splits

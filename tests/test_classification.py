@@ -52,8 +52,11 @@ def test_classification_task_contract(tiny_classification):
 def test_augmentation_is_seeded_and_keeps_shape(tiny_classification):
     task, splits = tiny_classification
     sample = splits.train[0]
-    first = [task.augmentation(7)(sample)[0] for _ in range(1)] + [task.augmentation(7)(sample)[0]]
-    assert np.array_equal(first[0], first[1]) and first[0].shape == sample[0].shape
+    first, again, other = task.augmentation(7), task.augmentation(7), task.augmentation(8)
+    images = [[augment(sample)[0] for _ in range(4)] for augment in (first, again, other)]
+    assert all(np.array_equal(a, b) for a, b in zip(images[0], images[1]))
+    assert not all(np.array_equal(a, b) for a, b in zip(images[0], images[2]))
+    assert all(image.shape == sample[0].shape == (16, 16, 3) for image in images[0])
 
 
 def test_training_a_tiny_classifier_end_to_end(tiny_classification):
