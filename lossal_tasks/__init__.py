@@ -2,7 +2,7 @@
 
 >>> import lossal_tasks as lt
 >>> lt.TASKS.names()
-['classification']
+['classification', 'detection', 'pose']
 """
 from lossal_tasks import heads, runs
 from lossal_tasks.acquisition import Selection, acquire
@@ -24,6 +24,8 @@ from lossal_tasks.training import TrainConfig, train
 
 # Built-in tasks register themselves (and their datasets) on import.
 from lossal_tasks import classification  # noqa: E402,F401
+from lossal_tasks import pose  # noqa: E402,F401
+from lossal_tasks import detection  # noqa: E402,F401
 
 __version__ = "0.1.0"
 
