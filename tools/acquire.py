@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import lossal_tasks as lt
+from lossal_tasks.export import write_coco_image_list
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -19,6 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", type=int, default=0, help="score a random subset of M candidates (0: all)")
     parser.add_argument("--out", default=None, help="output path without extension "
                         "(default: <run>/acquisitions/<strategy>-b<budget>); writes .csv and .json")
+    parser.add_argument("--coco-json", action="store_true",
+                        help="also write <out>.coco.json: the chosen images as a COCO image list for a labeling tool")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -38,14 +41,22 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out or Path(args.run) / "acquisitions" / f"{strategy}-b{args.budget}")
         csv_path, json_path = lt.write_selection(selection, run.data.train, out,
                                                  extra={"run": str(args.run), "checkpoint": str(run.checkpoint)})
+        coco_path = None
+        if args.coco_json:
+            coco_path = write_coco_image_list(out.with_name(out.name + ".coco.json"), run.data.train,
+                                              selection.indices, selection.scores,
+                                              {"description": f"lossal selection by {strategy}", "run": str(args.run)})
     except lt.LossalError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"scored {selection.num_scored} of {selection.num_candidates} unlabeled samples with "
           f"{run.checkpoint} in {selection.seconds:.1f}s; chose {len(selection)} by {strategy}")
     for row in lt.runs.selection_rows(selection, run.data.train)[:5]:
-        print(f"  {row['rank']:>4} {row['sample_key']:<32} score {row['score']:.4f}")
+        score = "-" if row["score"] is None else f"{row['score']:.4f}"
+        print(f"  {row['rank']:>4} {row['sample_key']:<32} score {score}")
     print(f"wrote {csv_path} and {json_path}")
+    if coco_path is not None:
+        print(f"wrote {coco_path} (COCO image list)")
     return 0
 
 
