@@ -24,3 +24,14 @@ def test_quick_start_is_two_commands():
     lines = [line for line in quick.splitlines() if line.strip()]
     assert len(lines) == 2
     assert "tools/train.py --task classification" in lines[0] and "pytest" in lines[1]
+
+
+def test_python_usage_example_runs():
+    example = next(block for block in python_blocks() if "build_loss_model" in block)
+    smaller = (example.replace("train_size=5000, test_size=500", "train_size=600, test_size=20")
+               .replace("epochs=5", "epochs=1").replace("budget=100, subset_size=2000", "budget=10, subset_size=50"))
+    assert smaller != example
+    namespace: dict = {}
+    exec(compile(smaller, "README.md", "exec"), namespace)
+    assert len(namespace["selection"].indices) == 10
+    assert not set(namespace["selection"].indices) & set(range(500))
