@@ -107,3 +107,13 @@ def tiny_classification():
 
 TINY_TRAIN = lt.TrainConfig(epochs=2, batch_size=16, lr=0.05, milestones=(1,), detach_epoch=1,
                             eval_batch_size=32)
+
+
+def shrink_presets(monkeypatch, task_name: str, **sections: dict) -> None:
+    """Override parts of every preset of ``task_name`` (e.g. ``data={"train_size": 40}``) for one test,
+    so a CLI run on the task's presets takes seconds."""
+    task_class = lt.TASKS.get(task_name)
+    presets = {name: {**preset, **{section: {**preset.get(section, {}), **values}
+                                   for section, values in sections.items()}}
+               for name, preset in task_class.presets.items()}
+    monkeypatch.setattr(task_class, "presets", presets)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import lossal_tasks as lt
+from conftest import shrink_presets
 from test_detection_data import make_pair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,12 +21,8 @@ TINY = ["--task", "detection", "--epochs", "1", "--cycles", "2", "--initial", "8
 @pytest.fixture(autouse=True)
 def small_detection(monkeypatch):
     """Shrink the quick preset so a CLI run takes a few seconds."""
-    task_class = lt.TASKS.get("detection")
-    presets = {name: {**preset, "data": {**preset["data"], "train_size": 40, "test_size": 8, "image_size": 64},
-                      "model": {**preset["model"], "width": 4},
-                      "train": {**preset["train"], "batch_size": 8, "eval_batch_size": 8}}
-               for name, preset in task_class.presets.items()}
-    monkeypatch.setattr(task_class, "presets", presets)
+    shrink_presets(monkeypatch, "detection", data={"train_size": 40, "test_size": 8, "image_size": 64},
+                   model={"width": 4}, train={"batch_size": 8, "eval_batch_size": 8})
 
 
 def test_train_then_acquire_with_a_coco_image_list(tmp_path, capsys):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import lossal_tasks as lt
+from conftest import shrink_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -16,12 +17,8 @@ import train as train_tool  # noqa: E402
 @pytest.fixture(autouse=True)
 def tiny_pose(monkeypatch):
     """Shrink the pose presets so a CLI run takes seconds."""
-    task_class = lt.TASKS.get("pose")
-    presets = {name: {**preset, "data": {"train_size": 40, "test_size": 8, "image_size": 32},
-                      "model": {"stacks": 2, "width": 8, "depth": 2},
-                      "train": {**preset["train"], "batch_size": 8, "eval_batch_size": 16}}
-               for name, preset in task_class.presets.items()}
-    monkeypatch.setattr(task_class, "presets", presets)
+    shrink_presets(monkeypatch, "pose", data={"train_size": 40, "test_size": 8, "image_size": 32},
+                   model={"stacks": 2, "width": 8, "depth": 2}, train={"batch_size": 8, "eval_batch_size": 16})
 
 
 def test_train_and_acquire_with_the_pose_task(tmp_path, capsys):

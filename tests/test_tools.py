@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import lossal_tasks as lt
+from conftest import shrink_presets
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -21,11 +22,8 @@ TINY = ["--task", "classification", "--epochs", "1", "--cycles", "2", "--initial
 @pytest.fixture(autouse=True)
 def small_synthetic(monkeypatch):
     """Shrink the quick preset's generated data so a CLI run takes seconds."""
-    task_class = lt.TASKS.get("classification")
-    presets = {name: {**preset, "data": {**preset["data"], "train_size": 300, "test_size": 24, "image_size": 16},
-                      "model": {"width": 4}}
-               for name, preset in task_class.presets.items()}
-    monkeypatch.setattr(task_class, "presets", presets)
+    shrink_presets(monkeypatch, "classification", data={"train_size": 300, "test_size": 24, "image_size": 16},
+                   model={"width": 4})
 
 
 def test_train_then_acquire(tmp_path, capsys):
