@@ -7,13 +7,34 @@ import torch
 from torch import nn
 
 
+class _SpatialMean(torch.autograd.Function):
+    """Mean over every dim after the first two, whose gradient is a broadcast view.
+
+    The stock mean backward materialises a contiguous [B, C, *spatial] gradient; added to a
+    channels_last feature map's other gradient, that mixed-layout add was most of the head's cost on a
+    detector's large source maps. A stride-0 expansion costs nothing until it is accumulated.
+    """
+
+    @staticmethod
+    def forward(ctx, feature: torch.Tensor) -> torch.Tensor:
+        ctx.feature_shape = feature.shape
+        return feature.mean(dim=tuple(range(2, feature.dim())))
+
+    @staticmethod
+    def backward(ctx, grad_pooled: torch.Tensor) -> torch.Tensor:
+        shape = ctx.feature_shape
+        spatial = shape[2:].numel()
+        grad = (grad_pooled / spatial).reshape(*grad_pooled.shape, *([1] * (len(shape) - 2)))
+        return grad.expand(shape)
+
+
 def global_average_pool(feature: torch.Tensor) -> torch.Tensor:
     """[B, C, *spatial] -> [B, C]; a [B, C] tensor passes unchanged, a [B] tensor becomes [B, 1]."""
     if feature.dim() == 1:
         return feature.unsqueeze(1)
     if feature.dim() == 2:
         return feature
-    return feature.flatten(2).mean(dim=2)
+    return _SpatialMean.apply(feature)
 
 
 class LossPredictionHead(nn.Module):
