@@ -80,7 +80,13 @@ class COCODetection(Dataset):
                            for i in data["images"]]
         except (KeyError, TypeError, ValueError) as error:
             raise BadDataError(f"{where}: malformed image entry ({error})") from None
-        position = {image["id"]: k for k, image in enumerate(self.images)}
+        position: dict[int, int] = {}
+        for k, image in enumerate(self.images):
+            if image["id"] in position:  # its annotations would all go to one of the two samples
+                raise BadDataError(f"{where}: duplicate image id {image['id']} (samples {position[image['id']]} "
+                                   f"and {k}: {self.images[position[image['id']]]['file_name']!r}, "
+                                   f"{image['file_name']!r})")
+            position[image["id"]] = k
         per_image: list[list[tuple[list[float], int, bool]]] = [[] for _ in self.images]
         for number, ann in enumerate(data.get("annotations", [])):
             ann_where = f"{where}, annotation {ann.get('id', number)}"

@@ -41,7 +41,11 @@ class ImageFolderDataset(Dataset):
         self.root = Path(root)
         if not self.root.is_dir():
             raise ConfigError(f"image folder not found: {self.root}")
-        found, _ = find_classes(str(self.root)) if classes is None else (classes, None)
+        try:
+            found, _ = find_classes(str(self.root)) if classes is None else (classes, None)
+        except FileNotFoundError:
+            raise BadDataError(f"{self.root}: no class folders (expected <root>/<class>/<image>); "
+                               "the pool would be empty") from None
         self.classes = list(found)
         class_to_idx = {name: i for i, name in enumerate(self.classes)}
         try:

@@ -4,18 +4,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from lossal_tasks import distributed
 from lossal_tasks.data import IndexedSubset
 from lossal_tasks.errors import ConfigError
 from lossal_tasks.model import LossPredictionModel
 from lossal_tasks.registry import STRATEGIES
-from lossal_tasks.strategies import ScoredCandidates, strategy_needs
+from lossal_tasks.strategies import (RunningTopK, ScoredCandidates, streamed_score, strategy_needs,
+                                     top_k_pairs)
 from lossal_tasks.task import Task
 from lossal_tasks.training import make_loader, prepare_inputs, resolve_device, show_progress
 
@@ -62,8 +64,10 @@ def prepare_candidates(candidates: Iterable[int], dataset_size: int,
     outside = candidates[(candidates < 0) | (candidates >= dataset_size)]
     if outside.size:
         raise ConfigError(f"candidate indices {outside[:10].tolist()} outside the dataset of {dataset_size}")
-    _, first = np.unique(candidates, return_index=True)
-    candidates = candidates[np.sort(first)]
+    # Pool.unlabeled is ascending already; skipping the O(N log N) unique keeps a 1M pool cheap.
+    if candidates.size > 1 and not bool((candidates[1:] > candidates[:-1]).all()):
+        _, first = np.unique(candidates, return_index=True)
+        candidates = candidates[np.sort(first)]
     if labeled is not None:
         labeled = np.asarray(list(labeled), dtype=np.int64)
         if labeled.size:
@@ -85,7 +89,11 @@ def draw_subset(candidates: np.ndarray, subset_size: int | None,
 def score_candidates(model: LossPredictionModel, task: Task, dataset: Dataset, candidates: np.ndarray,
                      needs: frozenset[str], batch_size: int = 256, device: str = "cpu",
                      num_workers: int = 0, channels_last: bool = True) -> ScoredCandidates:
-    """Run the model over ``candidates`` in order (inference mode) and keep what ``needs`` names."""
+    """Run the model over ``candidates`` in order (inference mode) and keep what ``needs`` names.
+
+    Under torchrun each rank scores a contiguous share of whole batches and the shares are
+    gathered back in order, so every rank holds the scores a single process would compute.
+    """
     scored = ScoredCandidates(indices=candidates)
     if not needs & {"loss", "embedding", "uncertainty"}:
         return scored
@@ -93,7 +101,8 @@ def score_candidates(model: LossPredictionModel, task: Task, dataset: Dataset, c
     model.to(torch_device)
     model.eval()
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
-    loader = make_loader(task, IndexedSubset(dataset, candidates), batch_size, num_workers)
+    mine = distributed.shard(candidates, block=batch_size)
+    loader = make_loader(task, IndexedSubset(dataset, mine), batch_size, num_workers)
     with torch.inference_mode():
         for inputs, _ in tqdm(loader, desc="score", leave=False, disable=not show_progress()):
             prediction = model(prepare_inputs(inputs, torch_device, channels_last))
@@ -103,9 +112,62 @@ def score_candidates(model: LossPredictionModel, task: Task, dataset: Dataset, c
                 kept["embedding"].append(prediction.embedding.float().cpu())
             if "uncertainty" in needs:
                 kept["uncertainty"].append(task.uncertainty(prediction.outputs).float().cpu())
-    for name, parts in kept.items():
-        setattr(scored, name, torch.cat(parts))
+    # Sorted: set order follows the per-process string hash, and every rank must gather alike.
+    for name in sorted(kept):
+        parts = kept[name]
+        setattr(scored, name, distributed.all_gather_rows(torch.cat(parts) if parts else torch.empty(0)))
     return scored
+
+
+def batch_scores(model: LossPredictionModel, task: Task, dataset: Dataset, candidates: np.ndarray,
+                 needs: frozenset[str], batch_size: int = 256, device: str = "cpu",
+                 num_workers: int = 0, channels_last: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    """Score ``candidates`` in order (inference mode), yielding per batch ``{name: [B] or [B, D]}``
+    for each name in ``needs``, as float32 on the CPU. Nothing is kept between batches."""
+    torch_device = resolve_device(device)
+    model.to(torch_device)
+    model.eval()
+    loader = make_loader(task, IndexedSubset(dataset, candidates), batch_size, num_workers)
+    with torch.inference_mode():
+        for inputs, _ in tqdm(loader, desc="score", leave=False, disable=not show_progress()):
+            prediction = model(prepare_inputs(inputs, torch_device, channels_last))
+            batch = {}
+            if "loss" in needs:
+                batch["loss"] = prediction.loss.float().cpu()
+            if "embedding" in needs:
+                batch["embedding"] = prediction.embedding.float().cpu()
+            if "uncertainty" in needs:
+                batch["uncertainty"] = task.uncertainty(prediction.outputs).float().cpu()
+            yield batch
+
+
+def stream_top_k(model: LossPredictionModel, task: Task, dataset: Dataset, candidates: np.ndarray,
+                 score: str, budget: int, batch_size: int = 256, device: str = "cpu",
+                 num_workers: int = 0, channels_last: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``budget`` candidates with the largest ``score`` ("loss" or "uncertainty"), streaming.
+
+    Only a running top-``budget`` is kept (O(budget) memory, not O(len(candidates))), and it
+    selects exactly what ``top_k`` over all the scores would, ties to the earlier candidate.
+
+    Returns:
+        (positions into ``candidates`` [budget], their scores [budget]), best first.
+    """
+    # Under torchrun each rank keeps the top-k of its share of whole batches; merging the shares'
+    # top-k (positions made global) gives the single-process top-k, ties included.
+    start, stop = distributed.shard_bounds(len(candidates), batch_size)
+    best = RunningTopK(budget)
+    for batch in batch_scores(model, task, dataset, candidates[start:stop], frozenset({score}), batch_size,
+                              device, num_workers, channels_last):
+        best.push(batch[score])
+    if best.seen != stop - start:
+        raise RuntimeError(f"scored {best.seen} of {stop - start} candidates; the task's collate "
+                           "must return one score per sample")
+    if not distributed.is_distributed():
+        return best.positions, best.values
+    values = distributed.all_gather_rows(best.values.float())
+    positions = distributed.all_gather_rows(best.positions + start)
+    merged_values, merged_positions = top_k_pairs(values, positions, budget)
+    return merged_positions, merged_values
 
 
 def acquire(model: LossPredictionModel, task: Task, dataset: Dataset, candidates: Iterable[int],
@@ -119,6 +181,8 @@ def acquire(model: LossPredictionModel, task: Task, dataset: Dataset, candidates
         budget: how many to choose; if fewer candidates remain, all of them are chosen (logged).
         strategy: a name in STRATEGIES.
         subset_size: score only a seeded random subset of this many candidates (the paper's M).
+            Without one, a ``top_k_of`` strategy (learning_loss, entropy) streams every candidate,
+            keeping only a running top-``budget``; others hold every candidate's scores.
         labeled: indices never to choose (removed from ``candidates``).
         seed: seeds the subset draw and any random choice of the strategy.
     Returns:
@@ -142,14 +206,21 @@ def acquire(model: LossPredictionModel, task: Task, dataset: Dataset, candidates
     if budget > len(subset):
         log.warning("budget %d is larger than the %d candidates; choosing all of them", budget, len(subset))
         budget = len(subset)
-    scored = score_candidates(model, task, dataset, subset, needs, batch_size, device,
-                              num_workers, channels_last)
-    positions = torch.as_tensor(choose(scored, budget, generator), dtype=torch.long).reshape(-1)
-    if len(positions) != budget or len(torch.unique(positions)) != budget:
-        raise RuntimeError(f"strategy {strategy!r} returned {len(positions)} positions "
-                           f"({len(torch.unique(positions))} unique) for a budget of {budget}")
-    score = scored.loss if scored.loss is not None else scored.uncertainty
-    scores = score[positions].tolist() if score is not None else [None] * budget
+    streamed = streamed_score(choose)
+    if streamed is not None and subset_size is None:
+        # A pure top-k over the whole pool (strategies.top_k_of): O(budget) memory, same selection.
+        positions, chosen = stream_top_k(model, task, dataset, subset, streamed, budget, batch_size,
+                                         device, num_workers, channels_last)
+    else:
+        scored = score_candidates(model, task, dataset, subset, needs, batch_size, device,
+                                  num_workers, channels_last)
+        positions = torch.as_tensor(choose(scored, budget, generator), dtype=torch.long).reshape(-1)
+        if len(positions) != budget or len(torch.unique(positions)) != budget:
+            raise RuntimeError(f"strategy {strategy!r} returned {len(positions)} positions "
+                               f"({len(torch.unique(positions))} unique) for a budget of {budget}")
+        score = scored.loss if scored.loss is not None else scored.uncertainty
+        chosen = score[positions] if score is not None else None
+    scores = chosen.tolist() if chosen is not None else [None] * budget
     return Selection(indices=subset[positions.numpy()].tolist(), scores=scores, strategy=strategy,
                      num_candidates=len(pool), num_scored=len(subset),
                      seconds=time.perf_counter() - started)

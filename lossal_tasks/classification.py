@@ -11,10 +11,12 @@ from torch import nn
 from lossal_tasks.data import DataSplits, IndexedSubset
 from lossal_tasks.datasets.cifar import CIFAR10
 from lossal_tasks.datasets.folder import ImageFolderDataset
+from lossal_tasks.datasets.labels_classification import classification_project_splits
 from lossal_tasks.datasets.synthetic import SHAPE_CLASSES, SyntheticShapes
 from lossal_tasks.datasets.transforms import classification_augmentation, images_to_tensor
 from lossal_tasks.errors import ConfigError
 from lossal_tasks.heads.resnet import resnet18_cifar
+from lossal_tasks.labeling import project_splits
 from lossal_tasks.registry import DATASETS, TASKS
 from lossal_tasks.task import Metric, Task
 
@@ -138,3 +140,14 @@ def image_folder(root: str | None = None, seed: int = 0, download: bool = False,
     order = np.random.default_rng(seed).permutation(len(everything))
     cut = int(round(len(order) * test_fraction))
     return DataSplits(IndexedSubset(everything, sorted(order[cut:])), IndexedSubset(everything, sorted(order[:cut])))
+
+
+@DATASETS.register("classification/labels")
+def labeling_project(root: str | None = None, seed: int = 0, download: bool = False, image_size: int = 32,
+                     **options: Any) -> DataSplits:
+    """A labeling project (datasets/labels_classification.py): ``root/images/`` (the pool),
+    ``root/labels.csv`` (``path,class``, growing), ``root/classes.txt``, and optionally
+    ``root/test/`` with ``root/test.csv``. Used by the real labeling loop (lossal_tasks/labeling.py)."""
+    known = {"images", "labels", "classes", "test_images", "test_labels"}
+    return project_splits(*classification_project_splits(
+        root, image_size, **{key: value for key, value in options.items() if key in known}))

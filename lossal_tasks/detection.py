@@ -18,6 +18,7 @@ from torch import nn
 from lossal_tasks.data import DataSplits
 from lossal_tasks.datasets.coco import coco_splits
 from lossal_tasks.datasets.detection_transforms import DetectionAugmentation
+from lossal_tasks.datasets.labels_detection import detection_project_splits
 from lossal_tasks.datasets.synthetic_detection import DETECTION_CLASSES, SyntheticDetection
 from lossal_tasks.datasets.transforms import images_to_tensor
 from lossal_tasks.datasets.voc import voc_splits
@@ -25,6 +26,7 @@ from lossal_tasks.detection_loss import MultiboxLoss, decode_detections
 from lossal_tasks.detection_metrics import DetectionMetric
 from lossal_tasks.errors import BadDataError, ConfigError
 from lossal_tasks.heads.ssd import build_ssd
+from lossal_tasks.labeling import project_splits
 from lossal_tasks.registry import DATASETS, TASKS
 from lossal_tasks.task import Metric, Task
 
@@ -169,3 +171,14 @@ def coco(root: str | None = None, seed: int = 0, download: bool = False, image_s
          **options: Any) -> DataSplits:
     """COCO detection JSON from ``root`` (see datasets/coco.py); nothing is downloaded."""
     return DataSplits(*coco_splits(root, seed=seed, download=download, image_size=image_size, **options))
+
+
+@DATASETS.register("detection/labels")
+def labeling_project(root: str | None = None, seed: int = 0, download: bool = False, image_size: int = 300,
+                     **options: Any) -> DataSplits:
+    """A labeling project (datasets/labels_detection.py): ``root/images/`` (the pool) and a growing
+    ``root/labels.json`` (COCO) or ``root/labels/`` (VOC XML, with ``root/classes.txt``), optionally
+    ``root/test/`` with ``root/test.json`` or ``root/test_labels/``. Used by lossal_tasks/labeling.py."""
+    known = {"images", "labels", "classes", "test_images", "test_labels"}
+    return project_splits(*detection_project_splits(
+        root, image_size, **{key: value for key, value in options.items() if key in known}))

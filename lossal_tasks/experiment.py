@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lossal_tasks.data import DataSplits, build_datasets
-from lossal_tasks.errors import ConfigError
+from lossal_tasks.errors import ConfigError, RunStateError
+from lossal_tasks.labeling import is_labeling_project, run_labeling_cycle
 from lossal_tasks.loop import run_active_learning
 from lossal_tasks.registry import STRATEGIES, TASKS
 from lossal_tasks.runs import read_config
@@ -37,6 +38,8 @@ class Experiment:
     seed: int = 0
     device: str = "cpu"
     num_workers: int = 0
+    amp: bool = False
+    skip_nonfinite: bool = False
     data_options: dict[str, Any] = field(default_factory=dict)
     model_options: dict[str, Any] = field(default_factory=dict)
     train_options: dict[str, Any] = field(default_factory=dict)
@@ -80,7 +83,8 @@ def resolve(experiment: Experiment) -> ResolvedExperiment:
                           download=experiment.download, **data_options)
     model_options = {**preset["model"], **task.model_options_for(data.train), **experiment.model_options}
     train_values = {**preset["train"], **experiment.train_options, "device": experiment.device,
-                    "num_workers": experiment.num_workers}
+                    "num_workers": experiment.num_workers, "amp": experiment.amp,
+                    "skip_nonfinite": experiment.skip_nonfinite}
     if experiment.epochs is not None:
         train_values.update(_scaled_schedule(preset["train"], experiment.epochs, experiment.train_options))
     loop = preset["loop"]
@@ -115,14 +119,17 @@ def run_experiment(experiment: Experiment, out_dir: str | os.PathLike, resume: b
     """Resolve ``experiment`` and run the active-learning loop into ``out_dir``.
 
     With ``resume=True`` the settings saved in ``out_dir`` are used (only device and workers may
-    change), so a resumed run continues exactly where it stopped.
+    change, and mixed precision and skip_nonfinite), so a resumed run continues exactly where it stopped.
     """
     if resume and os.path.exists(os.path.join(out_dir, "config.json")):
         saved_values = read_config(out_dir).get("experiment")
         if not saved_values:
             raise ConfigError(f"{out_dir}: run was not started by an Experiment; resume it through the API")
         saved = Experiment.from_dict(saved_values)
-        experiment = dataclasses.replace(saved, device=experiment.device, num_workers=experiment.num_workers)
+        if saved.task != experiment.task:
+            raise RunStateError(f"{out_dir}: run is for task {saved.task!r}, not {experiment.task!r}")
+        experiment = dataclasses.replace(saved, device=experiment.device, num_workers=experiment.num_workers,
+                                         amp=experiment.amp, skip_nonfinite=experiment.skip_nonfinite)
     resolved = resolve(experiment)
     if on_start is not None:
         on_start(resolved)
@@ -130,6 +137,11 @@ def run_experiment(experiment: Experiment, out_dir: str | os.PathLike, resume: b
                 "data_options": {"root": experiment.root, "seed": experiment.seed,
                                  **{**resolved.task.preset(experiment.preset)["data"], **experiment.data_options}},
                 "experiment": experiment.to_dict()}
+    if is_labeling_project(resolved.data.train):
+        # Real annotations: one cycle per call, on whatever people have labeled so far.
+        return run_labeling_cycle(resolved.task, resolved.data.train, resolved.data.test, out_dir,
+                                  resolved.train_config, experiment.seed, resolved.model_options,
+                                  experiment.strategy, resume=resume, run_info=run_info, on_cycle=on_cycle)
     return run_active_learning(
         resolved.task, resolved.data.train, resolved.data.test, out_dir, resolved.cycles,
         resolved.initial_size, resolved.budget, experiment.strategy, resolved.subset_size,

@@ -36,7 +36,7 @@ def coco_image_list(dataset: Dataset, indices: Sequence[int], scores: Sequence[f
     ``images`` holds ``id`` (the dataset's own image id where it has one, else index + 1),
     ``file_name``, ``width``, ``height`` and, as extra fields, ``lossal_rank``,
     ``lossal_dataset_index`` and ``lossal_score``; ``annotations`` is empty; ``categories`` lists
-    the dataset's ``classes`` (ids from 1) when it has them.
+    the dataset's ``classes`` (ids from 1), or ``dataset.coco_categories()`` where it has that.
     """
     images = []
     for rank, index in enumerate(indices, start=1):
@@ -48,8 +48,12 @@ def coco_image_list(dataset: Dataset, indices: Sequence[int], scores: Sequence[f
             entry["lossal_score"] = None if math.isnan(score) else score   # JSON has no NaN
         images.append(entry)
     classes = getattr(dataset, "classes", None) or ()
-    return {"info": dict(info or {}), "images": images, "annotations": [],
-            "categories": [{"id": c + 1, "name": str(name)} for c, name in enumerate(classes)]}
+    categories = [{"id": c + 1, "name": str(name)} for c, name in enumerate(classes)]
+    own = getattr(dataset, "coco_categories", None)
+    if callable(own):
+        # a labeling project's annotation file has its own ids; annotations must come back in them
+        categories = own()
+    return {"info": dict(info or {}), "images": images, "annotations": [], "categories": categories}
 
 
 def write_coco_image_list(path: str | os.PathLike, dataset: Dataset, indices: Sequence[int],

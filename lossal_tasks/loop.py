@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lossal_tasks import distributed
 from lossal_tasks.acquisition import Selection, acquire
 from lossal_tasks.checkpoints import build_loss_model, load_checkpoint, save_checkpoint
 from lossal_tasks.data import IndexedSubset
@@ -20,6 +21,7 @@ from lossal_tasks.evaluation import evaluate
 from lossal_tasks.pool import Pool
 from lossal_tasks.registry import STRATEGIES
 from lossal_tasks.runio import atomic_write_json, atomic_write_text, derive_seed
+from lossal_tasks.runlock import LOCK_FILE, RunLock, remove_partial_files
 from lossal_tasks.task import Task
 from lossal_tasks.training import TrainConfig, train
 
@@ -68,11 +70,22 @@ def _check_settings(cycles: int, initial_size: int, budget: int, subset_size: in
         raise ConfigError("the training pool is empty")
     if initial_size > pool_size:
         raise ConfigError(f"initial_size {initial_size} is larger than the pool of {pool_size} samples")
+    if cycles > 1 and budget > pool_size - initial_size:
+        raise ConfigError(f"budget {budget} is larger than the {pool_size - initial_size} samples left unlabeled "
+                          f"after initial_size {initial_size} (pool of {pool_size})")
+
+
+def _only_lock_in(out_dir: Path) -> bool:
+    return out_dir.is_dir() and all(path.name == LOCK_FILE for path in out_dir.iterdir())
 
 
 def _open_run(out_dir: Path, config: dict[str, Any], resume: bool, pool_size: int,
               initial_size: int, seed: int) -> Pool:
     config_path = out_dir / CONFIG_FILE
+    if resume and not config_path.exists() and _only_lock_in(out_dir):
+        # Killed before config.json was in place: nothing was run yet, so start afresh.
+        log.info("%s: no run was recorded before the interruption; starting it", out_dir)
+        resume = False
     if resume:
         if not config_path.exists():
             raise RunStateError(f"{out_dir}: not a lossal run directory (no {CONFIG_FILE}); cannot resume")
@@ -91,13 +104,17 @@ def _open_run(out_dir: Path, config: dict[str, Any], resume: bool, pool_size: in
             return pool
     elif config_path.exists():
         raise RunStateError(f"{out_dir} already holds a run; pass --resume (resume=True) or choose another directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # Under torchrun every rank has looked at the directory before rank 0 writes into it.
+    distributed.barrier()
+    if distributed.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config_path, config)
     pool = Pool(pool_size)
     generator = torch.Generator().manual_seed(derive_seed(seed, _INITIAL))
     pool.add(torch.randperm(pool_size, generator=generator)[:initial_size].tolist(), cycle=0)
     pool.meta["completed_cycles"] = 0
     pool.save(out_dir / POOL_FILE)
+    distributed.barrier()
     return pool
 
 
@@ -128,20 +145,33 @@ def run_active_learning(task: Task, train_set: Dataset, test_set: Dataset, out_d
               **(run_info or {})}
     config["train"].pop("device", None)
     config["train"].pop("num_workers", None)
-    pool = _open_run(out_dir, config, resume, len(train_set), initial_size, seed)
-    start = int(pool.meta.get("completed_cycles", 0))
-    records = [r for r in read_metrics(out_dir) if r["cycle"] < start]
-    if start:
-        log.info("resuming %s at cycle %d with %d labeled", out_dir, start, pool.num_labeled)
-    for cycle in range(start, cycles):
-        record = _run_cycle(task, train_set, test_set, out_dir, pool, cycle, cycle == cycles - 1,
-                            budget, strategy, subset_size, train_config, seed, model_options)
-        records.append(record)
-        _write_metrics(out_dir, records)
-        pool.meta["completed_cycles"] = cycle + 1
-        pool.save(out_dir / POOL_FILE)
-        if on_cycle is not None:
-            on_cycle(record)
+    config["train"].pop("amp", None)  # like the device, a choice of this machine: may change on resume
+    # Turned on to get past a NaN that stopped the run, so it may change on resume.
+    config["train"].pop("skip_nonfinite", None)
+    if not resume:
+        if distributed.is_main():
+            out_dir.mkdir(parents=True, exist_ok=True)
+    elif not out_dir.is_dir():
+        raise RunStateError(f"{out_dir}: not a lossal run directory (it does not exist); cannot resume")
+    # One writer per run directory; what a killed writer left half-written goes before we read.
+    with RunLock(out_dir, command="run_active_learning"):
+        if distributed.is_main():  # another rank would delete rank 0's temp files mid-write
+            remove_partial_files(out_dir)
+        pool = _open_run(out_dir, config, resume, len(train_set), initial_size, seed)
+        start = int(pool.meta.get("completed_cycles", 0))
+        records = [r for r in read_metrics(out_dir) if r["cycle"] < start]
+        if start:
+            log.info("resuming %s at cycle %d with %d labeled", out_dir, start, pool.num_labeled)
+        for cycle in range(start, cycles):
+            record = _run_cycle(task, train_set, test_set, out_dir, pool, cycle, cycle == cycles - 1,
+                                budget, strategy, subset_size, train_config, seed, model_options)
+            records.append(record)
+            _write_metrics(out_dir, records)
+            pool.meta["completed_cycles"] = cycle + 1
+            pool.save(out_dir / POOL_FILE)
+            distributed.barrier()  # rank 0's files for this cycle are in place for every rank
+            if on_cycle is not None:
+                on_cycle(record)
     return records
 
 

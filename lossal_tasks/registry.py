@@ -50,6 +50,11 @@ class Registry(Generic[T]):
         """Call the object registered as ``name`` with ``kwargs`` and return the result."""
         return self.get(name)(**kwargs)  # type: ignore[operator]
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what was registered (e.g. a plugin or a test cleaning up)."""
+        self.get(name)
+        return self._entries.pop(name)
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._entries)

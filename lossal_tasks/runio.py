@@ -9,8 +9,13 @@ from typing import Any, Callable, IO
 
 import torch
 
+from lossal_tasks import distributed
+
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    if not distributed.is_main():
+        # Under torchrun only rank 0 writes; the other ranks hold the same state in memory.
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from lossal_tasks import distributed
 from lossal_tasks.errors import ConfigError, NonFiniteLossError
 from lossal_tasks.model import LossPredictionModel
 from lossal_tasks.objectives import HEAD_OBJECTIVES, head_objective
@@ -29,6 +31,10 @@ class TrainConfig:
     ``detach_epoch``: from this epoch on (0-based) the features entering the loss head are
     detached, so the head keeps learning but no longer shapes the backbone (paper: 120 of 200).
     ``loss_weight``: lambda; None takes the task's default. ``objective``: "ranking" (paper) or "mse".
+    ``amp``: mixed precision on CUDA (bfloat16 where supported, else float16 with a GradScaler);
+    ignored on the CPU. Under torchrun ``batch_size`` is per process.
+    ``skip_nonfinite``: a batch whose loss is NaN or infinite is skipped (no optimizer step),
+    counted in the epoch's ``nonfinite_batches`` and logged, instead of stopping training.
     """
 
     epochs: int = 200
@@ -48,6 +54,8 @@ class TrainConfig:
     num_workers: int = 0
     channels_last: bool = True
     eval_batch_size: int = 256
+    amp: bool = False
+    skip_nonfinite: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -95,10 +103,12 @@ def prepare_inputs(inputs: Any, device: torch.device, channels_last: bool) -> An
 
 
 def make_loader(task: Task, dataset: Dataset, batch_size: int, num_workers: int = 0,
-                shuffle: bool = False, seed: int = 0) -> DataLoader:
-    """A DataLoader with the task's collate; shuffling uses a generator seeded with ``seed``."""
+                shuffle: bool = False, seed: int = 0, sampler: Sampler | None = None) -> DataLoader:
+    """A DataLoader with the task's collate; shuffling uses a generator seeded with ``seed``
+    (a ``sampler``, e.g. a DistributedSampler, replaces the shuffle)."""
+    shuffle = shuffle and sampler is None
     generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, sampler=sampler,
                       num_workers=num_workers, collate_fn=task.collate,
                       persistent_workers=False, pin_memory=False)
 
@@ -108,6 +118,33 @@ def _optimizer(model: LossPredictionModel, config: TrainConfig) -> torch.optim.O
         return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _wrap_for_ranks(model: LossPredictionModel, device: torch.device,
+                    config: TrainConfig) -> torch.nn.Module:
+    """``model`` in DistributedDataParallel under torchrun (gradients averaged over ranks), else itself.
+
+    Call after the lazily built head exists, so DDP registers and broadcasts its parameters too.
+    After the detach epoch a tapped layer that feeds only the head gets no gradient; DDP must then
+    look for unused parameters, so it does whenever this run detaches.
+    """
+    if not distributed.is_distributed():
+        return model
+    detaches = config.detach_epoch is not None and config.detach_epoch < config.epochs
+    device_ids = None
+    if device.type == "cuda":
+        device_ids = [device.index if device.index is not None else torch.cuda.current_device()]
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=detaches)
+
+
+def _autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``, or None for float32 (CPU, or amp off)."""
+    if not amp:
+        return None
+    if device.type != "cuda":
+        log.warning("TrainConfig.amp: mixed precision is used on CUDA only; training on %s in float32", device)
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def show_progress() -> bool:
@@ -124,21 +161,29 @@ def train(task: Task, model: LossPredictionModel, dataset: Dataset, config: Trai
     detached)``. From ``config.detach_epoch`` on, the head sees detached features.
 
     Returns one dict per epoch (``epoch``, ``target_loss``, ``head_loss``, ``lr``, ``seconds``,
-    ``detached``), plus evaluation metrics on ``eval_dataset`` after the last epoch when given.
-    A non-finite loss raises NonFiniteLossError naming ``context``, the epoch and the batch.
+    ``detached``, ``nonfinite_batches``), plus evaluation metrics on ``eval_dataset`` after the last epoch when given.
+    A non-finite loss raises NonFiniteLossError naming ``context``, the epoch and the batch, before
+    any file is written; with ``config.skip_nonfinite`` the batch is skipped and counted instead.
     """
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
+    # Under torchrun every rank gets a disjoint, equally long share, reshuffled per epoch with the seed.
+    sampler = (DistributedSampler(dataset, num_replicas=distributed.world_size(), rank=distributed.rank(),
+                                  shuffle=True, seed=config.seed) if distributed.is_distributed() else None)
     loader = make_loader(task, dataset, config.batch_size, config.num_workers, shuffle=True,
-                         seed=config.seed)
+                         seed=config.seed, sampler=sampler)
     if len(dataset) == 0:
         raise ConfigError("train(): the labeled set is empty")
     if model.head is None:
         first_inputs, _ = task.collate([dataset[0]])
         model.initialize(prepare_inputs(first_inputs, device, config.channels_last))
+    net = _wrap_for_ranks(model, device, config)
+    amp_dtype = _autocast_dtype(device, config.amp)
+    # float16 gradients underflow without loss scaling; bfloat16 and float32 need none.
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), config.gamma)
     head_loss_fn = head_objective(config.objective, config.margin)
@@ -151,34 +196,54 @@ def train(task: Task, model: LossPredictionModel, dataset: Dataset, config: Trai
         model.train()
         started = time.perf_counter()
         target_total = head_total = 0.0
-        batches = 0
+        batches = skipped = 0
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         for batch, (inputs, targets) in enumerate(loader):
             inputs = prepare_inputs(inputs, device, config.channels_last)
             targets = move_to(targets, device)
-            prediction = model(inputs, detach_features=detached)
-            per_sample = task.per_sample_loss(prediction.outputs, targets)
-            target_loss = task.batch_loss(per_sample, prediction.outputs, targets)
-            head_loss = head_loss_fn(prediction.loss, per_sample.detach())
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                prediction = net(inputs, detach_features=detached)
+                per_sample = task.per_sample_loss(prediction.outputs, targets)
+                target_loss = task.batch_loss(per_sample, prediction.outputs, targets)
+            # The ranking loss compares nearby values: keep it, and the sum, in float32.
+            per_sample, target_loss = per_sample.float(), target_loss.float()
+            head_loss = head_loss_fn(prediction.loss.float(), per_sample.detach())
             loss = target_loss + loss_weight * head_loss
-            if not torch.isfinite(loss.detach()):
+            # Every rank must take the same branch, or the others wait forever in DDP's all-reduce.
+            if not distributed.all_ranks_true(bool(torch.isfinite(loss.detach()))):
                 where = f"{context}, " if context else ""
-                raise NonFiniteLossError(
-                    f"non-finite loss {loss.item()} at {where}epoch {epoch}, batch {batch} "
-                    f"(target loss {target_loss.item()}, head loss {head_loss.item()})"
-                )
+                problem = (f"non-finite loss {loss.item()} at {where}epoch {epoch}, batch {batch} "
+                           f"(target loss {target_loss.item()}, head loss {head_loss.item()})")
+                if not config.skip_nonfinite:
+                    raise NonFiniteLossError(f"{problem}; nothing of this training is saved (skip such "
+                                             "batches with skip_nonfinite, --skip-nonfinite)")
+                log.warning("skipping the batch: %s", problem)
+                skipped += 1
+                continue
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             target_total += target_loss.item()
             head_total += head_loss.item()
             batches += 1
+        if skipped and not batches:
+            raise NonFiniteLossError(f"every batch of {f'{context}, ' if context else ''}epoch {epoch} had a "
+                                     f"non-finite loss ({skipped} skipped); the model cannot learn from this data")
         scheduler.step()
-        record = {"epoch": epoch, "target_loss": target_total / max(1, batches),
-                  "head_loss": head_total / max(1, batches), "lr": optimizer.param_groups[0]["lr"],
-                  "seconds": time.perf_counter() - started, "detached": detached}
+        target_mean, head_mean = distributed.mean_over_ranks(
+            [target_total / max(1, batches), head_total / max(1, batches)])
+        record = {"epoch": epoch, "target_loss": target_mean,
+                  "head_loss": head_mean, "lr": optimizer.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - started, "detached": detached,
+                  "nonfinite_batches": skipped}
         history.append(record)
         epochs.set_postfix(loss=f"{record['target_loss']:.3f}", head=f"{record['head_loss']:.3f}")
         log.debug("%s epoch %d: %s", context, epoch, record)
+    skipped_total = sum(record["nonfinite_batches"] for record in history)
+    if skipped_total:
+        log.warning("%s: skipped %d batches with a non-finite loss", context or "train", skipped_total)
     if eval_dataset is not None:
         from lossal_tasks.evaluation import evaluate
 

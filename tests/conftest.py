@@ -121,3 +121,16 @@ def shrink_presets(monkeypatch, task_name: str, **sections: dict) -> None:
                                    for section, values in sections.items()}}
                for name, preset in task_class.presets.items()}
     monkeypatch.setattr(task_class, "presets", presets)
+
+
+def oracle_model(task: lt.Task) -> lt.LossPredictionModel:
+    """A toy-task model whose embedding is its input and whose predicted loss is exactly relu(x[:, 0])."""
+    model = lt.build_loss_model(task, {"dim": 4, "hidden": 4}, hidden_dim=1, in_channels=[4])
+    with torch.no_grad():
+        model.target.body[0].weight.copy_(torch.eye(4))
+        model.target.body[0].bias.zero_()
+        model.head.branches[0][0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
+        model.head.branches[0][0].bias.zero_()
+        model.head.regressor.weight.fill_(1.0)
+        model.head.regressor.bias.zero_()
+    return model

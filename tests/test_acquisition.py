@@ -4,21 +4,7 @@ import torch
 from torch import nn
 
 import lossal_tasks as lt
-from conftest import VectorDataset, make_vectors
-
-
-def oracle_model(toy_task):
-    """A model whose predicted loss is exactly relu(x[:, 0]) of each sample."""
-    model = lt.build_loss_model(toy_task, {"dim": 4, "hidden": 4}, hidden_dim=1, in_channels=[4])
-    with torch.no_grad():
-        body = model.target.body[0]
-        body.weight.copy_(torch.eye(4))
-        body.bias.zero_()
-        model.head.branches[0][0].weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0]]))
-        model.head.branches[0][0].bias.zero_()
-        model.head.regressor.weight.fill_(1.0)
-        model.head.regressor.bias.zero_()
-    return model
+from conftest import VectorDataset, make_vectors, oracle_model
 
 
 def difficulty_dataset(num=97, seed=0):
@@ -126,6 +112,10 @@ def test_custom_strategy_gets_only_what_it_needs(toy_task):
         return torch.argsort(scored.embedding[:, 0])[:budget]
 
     dataset, difficulty = difficulty_dataset(40)
-    selection = lt.acquire(oracle_model(toy_task), toy_task, dataset, range(40), 3,
-                           strategy="test_lowest_first_dim", channels_last=False)
+    try:
+        selection = lt.acquire(oracle_model(toy_task), toy_task, dataset, range(40), 3,
+                               strategy="test_lowest_first_dim", channels_last=False)
+    finally:
+        lt.STRATEGIES.unregister("test_lowest_first_dim")
+    assert "test_lowest_first_dim" not in lt.STRATEGIES
     assert selection.indices == np.argsort(difficulty)[:3].tolist()

@@ -62,4 +62,4 @@ def test_detection_bad_input_is_named(tmp_path, capsys):
     assert train_tool.main(["--task", "detection", "--data", "voc", "--out", str(tmp_path / "x")]) == 2
     assert "--root is required for the voc dataset" in capsys.readouterr().err
     assert train_tool.main(["--task", "detection", "--data", "kitti", "--out", str(tmp_path / "y")]) == 2
-    assert "unknown dataset 'kitti' for task 'detection'; known: coco, synthetic, voc" in capsys.readouterr().err
+    assert "unknown dataset 'kitti' for task 'detection'; known: coco, labels, synthetic, voc" in capsys.readouterr().err

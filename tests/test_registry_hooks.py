@@ -26,6 +26,11 @@ def test_registry_errors_list_known_names():
         registry.register("alpha")(list)
     with pytest.raises(lt.ConfigError, match="unknown widget 'beta'; known: alpha"):
         registry.get("beta")
+    with pytest.raises(lt.ConfigError, match="unknown widget 'beta'"):
+        registry.unregister("beta")
+    assert registry.unregister("alpha") is dict
+    assert registry.names() == []
+    registry.register("alpha")(list)
 
 
 def test_builtin_registries():

@@ -58,8 +58,8 @@ def test_resume_finished_run_and_refuse_to_overwrite(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--task", "segmentation"], "unknown task 'segmentation'; known: classification"),
-    (["--task", "classification", "--data", "mnist"], "unknown dataset 'mnist' for task 'classification'; known: cifar10, folder, synthetic"),
-    (["--task", "classification", "--strategy", "best"], "unknown strategy 'best'; known: entropy, learning_loss, random"),
+    (["--task", "classification", "--data", "mnist"], "unknown dataset 'mnist' for task 'classification'; known: cifar10, folder, labels, synthetic"),
+    (["--task", "classification", "--strategy", "best"], "unknown strategy 'best'; known: coreset, entropy, learning_loss, learning_loss_diverse, random"),
     (["--task", "classification", "--preset", "huge"], "unknown preset 'huge' for task 'classification'; known: paper, quick"),
     (["--task", "classification", "--data", "cifar10", "--root", "/nonexistent/cifar"], "CIFAR-10 folder not found: /nonexistent/cifar"),
     (["--task", "classification", "--data", "folder"], "--root is required for the folder dataset"),

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
 import lossal_tasks as lt
+from lossal_tasks import distributed
 from lossal_tasks.export import write_coco_image_list
+from lossal_tasks.runlock import RunLock
+from lossal_tasks.labeling import is_labeling_project, record_selection, unannotated
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--run", required=True, help="run directory written by tools/train.py")
+    # --run-dir: torchrun's own parser takes "--run" for an abbreviation of its --run-path
+    parser.add_argument("--run", "--run-dir", dest="run", required=True,
+                        help="run directory written by tools/train.py")
     parser.add_argument("--budget", type=int, required=True, help="how many samples to choose")
     parser.add_argument("--strategy", default=None, help="default: the run's strategy; "
                         f"one of: {', '.join(lt.STRATEGIES.names())}")
@@ -30,17 +36,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the tool; under torchrun join the process group first and print on rank 0 only."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        with distributed.process_group_session(args.device):
+            return _main(args)
+    except lt.LossalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _inside(path: str, run_dir: str) -> bool:
+    return Path(path).resolve().is_relative_to(Path(run_dir).resolve())
+
+
+def _main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    held = contextlib.ExitStack()  # the run's lock, while this writes into the run directory
+    writes_elsewhere = args.out is not None and not _inside(args.out, args.run)
+    try:
+        if not writes_elsewhere:
+            held.enter_context(RunLock(args.run, command="tools/acquire.py"))
         run = lt.open_run(args.run)
         strategy = args.strategy or run.config["strategy"]
-        selection = lt.acquire(run.model, run.task, run.data.train, run.pool.unlabeled, args.budget,
+        project = is_labeling_project(run.data.train)
+        candidates = unannotated(run.data.train, run.pool) if project else run.pool.unlabeled
+        selection = lt.acquire(run.model, run.task, run.data.train, candidates, args.budget,
                                strategy=strategy, subset_size=args.subset or None, seed=args.seed,
                                batch_size=args.batch_size, device=args.device, num_workers=args.workers)
         out = Path(args.out or Path(args.run) / "acquisitions" / f"{strategy}-b{args.budget}")
-        csv_path, json_path = lt.write_selection(selection, run.data.train, out,
-                                                 extra={"run": str(args.run), "checkpoint": str(run.checkpoint)})
+        extra = {"run": str(args.run), "checkpoint": str(run.checkpoint)}
+        if project:
+            # sample_key is the image's path relative to this folder, as the annotation files write it
+            extra["image_folder"] = str(getattr(run.data.train, "image_folder", ""))
+            if writes_elsewhere:
+                held.enter_context(RunLock(args.run, command="tools/acquire.py"))
+            record_selection(args.run, int(run.pool.meta.get("completed_cycles", 1)) - 1, selection.to_dict())
+        csv_path, json_path = lt.write_selection(selection, run.data.train, out, extra=extra)
         coco_path = None
         if args.coco_json:
             coco_path = write_coco_image_list(out.with_name(out.name + ".coco.json"), run.data.train,
@@ -49,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     except lt.LossalError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        held.close()
     print(f"scored {selection.num_scored} of {selection.num_candidates} unlabeled samples with "
           f"{run.checkpoint} in {selection.seconds:.1f}s; chose {len(selection)} by {strategy}")
     for row in lt.runs.selection_rows(selection, run.data.train)[:5]:
