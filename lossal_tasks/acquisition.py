@@ -97,21 +97,11 @@ def score_candidates(model: LossPredictionModel, task: Task, dataset: Dataset, c
     scored = ScoredCandidates(indices=candidates)
     if not needs & {"loss", "embedding", "uncertainty"}:
         return scored
-    torch_device = resolve_device(device)
-    model.to(torch_device)
-    model.eval()
     kept: dict[str, list[torch.Tensor]] = {name: [] for name in needs}
     mine = distributed.shard(candidates, block=batch_size)
-    loader = make_loader(task, IndexedSubset(dataset, mine), batch_size, num_workers)
-    with torch.inference_mode():
-        for inputs, _ in tqdm(loader, desc="score", leave=False, disable=not show_progress()):
-            prediction = model(prepare_inputs(inputs, torch_device, channels_last))
-            if "loss" in needs:
-                kept["loss"].append(prediction.loss.float().cpu())
-            if "embedding" in needs:
-                kept["embedding"].append(prediction.embedding.float().cpu())
-            if "uncertainty" in needs:
-                kept["uncertainty"].append(task.uncertainty(prediction.outputs).float().cpu())
+    for batch in batch_scores(model, task, dataset, mine, needs, batch_size, device, num_workers, channels_last):
+        for name, values in batch.items():
+            kept[name].append(values)
     # Sorted: set order follows the per-process string hash, and every rank must gather alike.
     for name in sorted(kept):
         parts = kept[name]
