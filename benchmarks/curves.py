@@ -51,7 +51,7 @@ def summarise(records_by_seed: list[list[dict]], key: str) -> list[tuple[int, fl
 
 
 # Much lighter than the quick presets (few epochs and cycles, small K, B and M) so that 3 seeds of
-# every strategy on all three tasks fit in well under an hour on 2 shared cores; the models stay weak.
+# every strategy on all three tasks fit in about an hour on 2 shared cores; the models stay weak.
 CURVE_SETTINGS: dict[str, dict[str, int]] = {
     "classification": {"cycles": 4, "epochs": 6, "initial_size": 150, "budget": 150, "subset_size": 1500},
     "detection": {"cycles": 3, "epochs": 6, "initial_size": 100, "budget": 100, "subset_size": 500},

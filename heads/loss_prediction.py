@@ -18,7 +18,7 @@ class _SpatialMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feature: torch.Tensor) -> torch.Tensor:
         ctx.feature_shape = feature.shape
-        return feature.mean(dim=tuple(range(2, feature.dim())))
+        return feature.flatten(2).mean(dim=2)
 
     @staticmethod
     def backward(ctx, grad_pooled: torch.Tensor) -> torch.Tensor:
