@@ -134,3 +134,14 @@ def oracle_model(task: lt.Task) -> lt.LossPredictionModel:
         model.head.regressor.weight.fill_(1.0)
         model.head.regressor.bias.zero_()
     return model
+
+
+# Preset sections that make a whole run of each built-in task take a second or two.
+TINY_PRESETS = {
+    "classification": {"data": {"train_size": 64, "test_size": 16, "image_size": 16}, "model": {"width": 4},
+                       "train": {"batch_size": 4, "eval_batch_size": 8}},
+    "detection": {"data": {"train_size": 32, "test_size": 8, "image_size": 64}, "model": {"width": 4},
+                  "train": {"batch_size": 4, "eval_batch_size": 8}},
+    "pose": {"data": {"train_size": 32, "test_size": 8, "image_size": 32},
+             "model": {"stacks": 1, "width": 8, "depth": 1}, "train": {"batch_size": 4, "eval_batch_size": 8}},
+}

@@ -38,14 +38,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import lossal_tasks as lt  # noqa: E402
 from lossal_tasks import acquisition, evaluation, runio  # noqa: E402
 
-TINY = {
-    "classification": {"data": {"train_size": 64, "test_size": 16, "image_size": 16}, "model": {"width": 4},
-                       "train": {"batch_size": 4, "eval_batch_size": 8}},
-    "detection": {"data": {"train_size": 32, "test_size": 8, "image_size": 64}, "model": {"width": 4},
-                  "train": {"batch_size": 4, "eval_batch_size": 8}},
-    "pose": {"data": {"train_size": 32, "test_size": 8, "image_size": 32},
-             "model": {"stacks": 1, "width": 8, "depth": 1}, "train": {"batch_size": 4, "eval_batch_size": 8}},
-}
+from conftest import TINY_PRESETS as TINY  # noqa: E402
 
 
 def shrink_presets() -> None:

@@ -8,18 +8,11 @@ import pytest
 import torch
 
 import lossal_tasks as lt
-from conftest import shrink_presets
+from conftest import TINY_PRESETS, shrink_presets
 from lossal_tasks.experiment import Experiment, run_experiment
 
 TIMING_KEYS = {"train_seconds", "acquire_seconds", "seconds"}
-TINY = {
-    "classification": {"data": {"train_size": 64, "test_size": 16, "image_size": 16}, "model": {"width": 4},
-                       "train": {"batch_size": 4, "eval_batch_size": 8}},
-    "detection": {"data": {"train_size": 32, "test_size": 8, "image_size": 64}, "model": {"width": 4},
-                  "train": {"batch_size": 4, "eval_batch_size": 8}},
-    "pose": {"data": {"train_size": 32, "test_size": 8, "image_size": 32},
-             "model": {"stacks": 1, "width": 8, "depth": 1}, "train": {"batch_size": 4, "eval_batch_size": 8}},
-}
+TINY = TINY_PRESETS
 
 
 def outcome(out: Path) -> dict:
