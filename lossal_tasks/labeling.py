@@ -27,7 +27,8 @@ from torch.utils.data import Dataset
 from lossal_tasks.data import DataSplits, IndexedSubset, sample_key
 from lossal_tasks.errors import BadDataError, RunStateError
 from lossal_tasks.evaluation import evaluate
-from lossal_tasks.loop import CONFIG_FILE, METRICS_FILE, POOL_FILE, _trained_model, cycle_dir, read_metrics
+from lossal_tasks.loop import (CONFIG_FILE, METRICS_FILE, POOL_FILE, _trained_model, cycle_dir,
+                                open_run_directory, read_metrics)
 from lossal_tasks.pool import Pool
 from lossal_tasks.runio import atomic_write_json, atomic_write_text
 from lossal_tasks.runlock import RunLock, remove_partial_files
@@ -183,24 +184,14 @@ def import_labels(dataset: Dataset, pool: Pool, cycle: int,
 
 
 def _open_project_run(out_dir: Path, config: dict[str, Any], resume: bool, size: int) -> Pool:
-    config_path = out_dir / CONFIG_FILE
-    if resume:
-        if not config_path.exists():
-            raise RunStateError(f"{out_dir}: not a lossal run directory (no {CONFIG_FILE}); cannot resume")
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
+    def check_saved(saved: dict[str, Any]) -> None:
         if saved.get("task") != config["task"] or not saved.get("labeling"):
             raise RunStateError(f"{out_dir}: not a labeling run of task {config['task']!r}")
-        if (out_dir / POOL_FILE).exists():
-            pool = Pool.load(out_dir / POOL_FILE)
-            if pool.size != size:
-                raise RunStateError(f"{out_dir / POOL_FILE}: pool of {pool.size} images, the project has {size}")
-            return pool
-    elif config_path.exists():
-        raise RunStateError(f"{out_dir} already holds a run; pass --resume (resume=True) or choose another directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(config_path, config)
-    pool = Pool(size)
-    pool.meta["completed_cycles"] = 0
+
+    pool = open_run_directory(out_dir, config, resume, size, check_saved)
+    if pool is None:
+        pool = Pool(size)
+        pool.meta["completed_cycles"] = 0
     return pool
 
 

@@ -79,8 +79,14 @@ def _only_lock_in(out_dir: Path) -> bool:
     return out_dir.is_dir() and all(path.name == LOCK_FILE for path in out_dir.iterdir())
 
 
-def _open_run(out_dir: Path, config: dict[str, Any], resume: bool, pool_size: int,
-              initial_size: int, seed: int) -> Pool:
+def open_run_directory(out_dir: Path, config: dict[str, Any], resume: bool, pool_size: int,
+                       check_saved: Callable[[dict[str, Any]], None]) -> Pool | None:
+    """Open ``out_dir`` for a run described by ``config``; the saved pool on resume, else None.
+
+    On resume ``check_saved`` gets the saved config and raises RunStateError if the run may not be
+    continued with ``config``. A new run (or a resume of a run killed before its config.json was in
+    place) writes ``config`` and returns None: the caller builds the first pool.
+    """
     config_path = out_dir / CONFIG_FILE
     if resume and not config_path.exists() and _only_lock_in(out_dir):
         # Killed before config.json was in place: nothing was run yet, so start afresh.
@@ -89,14 +95,7 @@ def _open_run(out_dir: Path, config: dict[str, Any], resume: bool, pool_size: in
     if resume:
         if not config_path.exists():
             raise RunStateError(f"{out_dir}: not a lossal run directory (no {CONFIG_FILE}); cannot resume")
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-        if saved.get("task") != config["task"]:
-            raise RunStateError(f"{out_dir}: run is for task {saved.get('task')!r}, not {config['task']!r}")
-        changed = sorted(k for k in ("loop", "train", "model_options", "seed")
-                         if json.dumps(saved.get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True))
-        if changed:
-            raise RunStateError(f"{out_dir}: settings {changed} differ from the run being resumed; "
-                                "resume with the original settings or start a new --out")
+        check_saved(json.loads(config_path.read_text(encoding="utf-8")))
         if (out_dir / POOL_FILE).exists():
             pool = Pool.load(out_dir / POOL_FILE)
             if pool.size != pool_size:
@@ -109,6 +108,23 @@ def _open_run(out_dir: Path, config: dict[str, Any], resume: bool, pool_size: in
     if distributed.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(config_path, config)
+    return None
+
+
+def _open_run(out_dir: Path, config: dict[str, Any], resume: bool, pool_size: int,
+              initial_size: int, seed: int) -> Pool:
+    def check_saved(saved: dict[str, Any]) -> None:
+        if saved.get("task") != config["task"]:
+            raise RunStateError(f"{out_dir}: run is for task {saved.get('task')!r}, not {config['task']!r}")
+        changed = sorted(k for k in ("loop", "train", "model_options", "seed")
+                         if json.dumps(saved.get(k), sort_keys=True) != json.dumps(config.get(k), sort_keys=True))
+        if changed:
+            raise RunStateError(f"{out_dir}: settings {changed} differ from the run being resumed; "
+                                "resume with the original settings or start a new --out")
+
+    pool = open_run_directory(out_dir, config, resume, pool_size, check_saved)
+    if pool is not None:
+        return pool
     pool = Pool(pool_size)
     generator = torch.Generator().manual_seed(derive_seed(seed, _INITIAL))
     pool.add(torch.randperm(pool_size, generator=generator)[:initial_size].tolist(), cycle=0)
