@@ -29,6 +29,21 @@ def load_rgb(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
         raise BadDataError(f"{path}: corrupt or unreadable image ({error})") from None
 
 
+def image_size_of(path: str | os.PathLike, where: str | None = None) -> tuple[int, int]:
+    """``(width, height)`` from the image header, without decoding the pixels.
+
+    A missing or unreadable file raises BadDataError naming it and ``where`` (the record that needs it).
+    """
+    context = f"{where}: " if where else ""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except FileNotFoundError:
+        raise BadDataError(f"{path}: image file not found" + (f" ({where})" if where else "")) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise BadDataError(f"{path}: corrupt or unreadable image ({context}{error})") from None
+
+
 class ImageFolderDataset(Dataset):
     """Images in ``root/<class name>/`` (torchvision's ImageFolder layout), resized to ``image_size``.
 

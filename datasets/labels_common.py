@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from lossal_tasks.datasets.folder import image_size_of
 from lossal_tasks.errors import BadDataError, ConfigError
 
 
@@ -58,17 +58,6 @@ def read_class_list(path: str | os.PathLike) -> tuple[str, ...]:
     if not names:
         raise BadDataError(f"{path}: the class list is empty")
     return tuple(names)
-
-
-def image_size_of(path: str | os.PathLike) -> tuple[int, int]:
-    """``(width, height)`` from the image header; an unreadable file raises BadDataError naming it."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise BadDataError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise BadDataError(f"{path}: corrupt or unreadable image ({error})") from None
 
 
 class ProjectImages:

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from lossal_tasks.datasets.folder import image_size_of
 from lossal_tasks.datasets.pose_transforms import (MPII_FLIP_INDEX, MPII_JOINTS, NOT_LABELED, VISIBLE,
                                                    crop_person, inside, load_image, person_sample,
                                                    recompute_visibility)
@@ -35,17 +35,6 @@ from lossal_tasks.errors import BadDataError, ConfigError
 log = logging.getLogger(__name__)
 
 NUM_JOINTS = len(MPII_JOINTS)
-
-
-def image_size_of(path: Path, where: str) -> tuple[int, int]:
-    """(width, height) from the image header; a missing or unreadable file raises BadDataError."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except FileNotFoundError:
-        raise BadDataError(f"{path}: image file not found ({where})") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise BadDataError(f"{path}: corrupt or unreadable image ({where}: {error})") from None
 
 
 def _number_list(value: Any, length: int | None, what: str, where: str) -> np.ndarray:

@@ -94,19 +94,7 @@ def test_voc_plain_pairs_under_train_and_test(tmp_path):
     assert (len(splits.train), len(splits.test)) == (4, 2)
 
 
-def test_voc_truncated_xml_is_a_clear_error(tmp_path):
-    folder = make_devkit(tmp_path)
-    xml = folder / "Annotations" / "000002.xml"
-    xml.write_text(xml.read_text()[:120])
-    with pytest.raises(lt.BadDataError, match=r"000002\.xml \(sample 1\): malformed or truncated XML"):
-        lt.build_datasets("detection", "voc", root=str(tmp_path), image_size=24)
-
-
-def test_voc_missing_image_file_is_a_clear_error(tmp_path):
-    folder = make_devkit(tmp_path)
-    (folder / "JPEGImages" / "000002.jpg").unlink()
-    with pytest.raises(lt.BadDataError, match=r"000002\.jpg \(sample 1, annotated in .*000002\.xml\): image file not found"):
-        lt.build_datasets("detection", "voc", root=str(tmp_path), image_size=24)
+# A truncated XML file and a missing image file: tests/test_bad_inputs.py (the bad-input catalogue).
 
 
 def test_voc_box_outside_the_image_and_degenerate_box_are_counted_repairs(tmp_path, caplog):
