@@ -28,10 +28,9 @@ from lossal_tasks.data import DataSplits, IndexedSubset, sample_key
 from lossal_tasks.errors import BadDataError, RunStateError
 from lossal_tasks.evaluation import evaluate
 from lossal_tasks.loop import (CONFIG_FILE, METRICS_FILE, POOL_FILE, _trained_model, cycle_dir,
-                                open_run_directory, read_metrics)
+                                locked_run_directory, open_run_directory, read_metrics, saved_train_settings)
 from lossal_tasks.pool import Pool
 from lossal_tasks.runio import atomic_write_json, atomic_write_text
-from lossal_tasks.runlock import RunLock, remove_partial_files
 from lossal_tasks.task import Task
 from lossal_tasks.training import TrainConfig
 
@@ -213,16 +212,8 @@ def run_labeling_cycle(task: Task, train_set: Dataset, test_set: Dataset | None,
     model_options = dict(model_options or {})
     out_dir = Path(out_dir)
     config = {"task": task.name, "strategy": strategy, "seed": seed, "model_options": model_options,
-              "train": train_config.to_dict(), "labeling": True, **(run_info or {})}
-    config["train"].pop("device", None)
-    config["train"].pop("num_workers", None)
-    if not resume:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    elif not out_dir.is_dir():
-        raise RunStateError(f"{out_dir}: not a lossal run directory (it does not exist); cannot resume")
-    # One writer per run directory, as in run_active_learning; a killed writer's temp files go first.
-    with RunLock(out_dir, command="run_labeling_cycle"):
-        remove_partial_files(out_dir)
+              "train": saved_train_settings(train_config), "labeling": True, **(run_info or {})}
+    with locked_run_directory(out_dir, resume, command="run_labeling_cycle"):
         return _labeling_cycle(task, train_set, test_set, out_dir, config, train_config, seed, model_options,
                                strategy, resume, on_cycle)
 

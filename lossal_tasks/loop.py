@@ -5,8 +5,9 @@ import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -73,6 +74,38 @@ def _check_settings(cycles: int, initial_size: int, budget: int, subset_size: in
     if cycles > 1 and budget > pool_size - initial_size:
         raise ConfigError(f"budget {budget} is larger than the {pool_size - initial_size} samples left unlabeled "
                           f"after initial_size {initial_size} (pool of {pool_size})")
+
+
+# Choices of this machine or this attempt, not of the run: a resume may change them (amp like the
+# device; skip_nonfinite to get past a NaN that stopped the run), so config.json leaves them out.
+_PER_ATTEMPT_TRAIN_SETTINGS = ("device", "num_workers", "amp", "skip_nonfinite")
+
+
+def saved_train_settings(train_config: TrainConfig) -> dict[str, Any]:
+    """``train_config`` as config.json records it: without the per-attempt settings."""
+    settings = train_config.to_dict()
+    for name in _PER_ATTEMPT_TRAIN_SETTINGS:
+        settings.pop(name, None)
+    return settings
+
+
+@contextmanager
+def locked_run_directory(out_dir: Path, resume: bool, command: str) -> Iterator[None]:
+    """Hold ``out_dir``'s run lock (creating the directory for a new run), with the temp files a
+    killed writer left removed first; resuming a directory that does not exist is a RunStateError.
+
+    Under torchrun only rank 0 creates, locks and cleans: another rank would delete the temp file
+    rank 0 is writing.
+    """
+    if not resume:
+        if distributed.is_main():
+            out_dir.mkdir(parents=True, exist_ok=True)
+    elif not out_dir.is_dir():
+        raise RunStateError(f"{out_dir}: not a lossal run directory (it does not exist); cannot resume")
+    with RunLock(out_dir, command=command):
+        if distributed.is_main():
+            remove_partial_files(out_dir)
+        yield
 
 
 def _only_lock_in(out_dir: Path) -> bool:
@@ -155,24 +188,11 @@ def run_active_learning(task: Task, train_set: Dataset, test_set: Dataset, out_d
     model_options = dict(model_options or {})
     out_dir = Path(out_dir)
     config = {"task": task.name, "strategy": strategy, "seed": seed, "model_options": model_options,
-              "train": train_config.to_dict(),
+              "train": saved_train_settings(train_config),
               "loop": {"cycles": cycles, "initial_size": initial_size, "budget": budget,
                        "subset_size": subset_size, "strategy": strategy},
               **(run_info or {})}
-    config["train"].pop("device", None)
-    config["train"].pop("num_workers", None)
-    config["train"].pop("amp", None)  # like the device, a choice of this machine: may change on resume
-    # Turned on to get past a NaN that stopped the run, so it may change on resume.
-    config["train"].pop("skip_nonfinite", None)
-    if not resume:
-        if distributed.is_main():
-            out_dir.mkdir(parents=True, exist_ok=True)
-    elif not out_dir.is_dir():
-        raise RunStateError(f"{out_dir}: not a lossal run directory (it does not exist); cannot resume")
-    # One writer per run directory; what a killed writer left half-written goes before we read.
-    with RunLock(out_dir, command="run_active_learning"):
-        if distributed.is_main():  # another rank would delete rank 0's temp files mid-write
-            remove_partial_files(out_dir)
+    with locked_run_directory(out_dir, resume, command="run_active_learning"):
         pool = _open_run(out_dir, config, resume, len(train_set), initial_size, seed)
         start = int(pool.meta.get("completed_cycles", 0))
         records = [r for r in read_metrics(out_dir) if r["cycle"] < start]

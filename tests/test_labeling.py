@@ -259,6 +259,26 @@ def test_cycle_without_test_annotations_is_trained_but_not_evaluated(tmp_path, c
     assert data.train[0][1] == 2
 
 
+def test_only_the_writer_rank_clears_half_written_files_of_a_labeling_run(tmp_path, monkeypatch):
+    """Under torchrun a reader rank must not delete the temp file rank 0 is writing."""
+    keys = make_project(tmp_path, count=10)
+    write_labels(tmp_path, keys[:6])
+    task = lt.TASKS.build("classification")
+    data = project(tmp_path)
+    config = lt.TrainConfig(epochs=1, batch_size=8, lr=0.01, optimizer="adam", milestones=(), detach_epoch=None,
+                            eval_batch_size=8)
+    options = {"width": 8, "num_classes": 3}
+    run_labeling_cycle(task, data.train, data.test, tmp_path / "run", config, model_options=options)
+    being_written = tmp_path / "run" / ".pool.json.abc123.tmp"
+    being_written.write_text("{")
+    monkeypatch.setenv("RANK", "1")
+    run_labeling_cycle(task, data.train, data.test, tmp_path / "run", config, model_options=options, resume=True)
+    assert being_written.exists()
+    monkeypatch.setenv("RANK", "0")
+    run_labeling_cycle(task, data.train, data.test, tmp_path / "run", config, model_options=options, resume=True)
+    assert not being_written.exists()
+
+
 def test_tools_end_to_end_on_a_classification_project(tmp_path, monkeypatch, capsys, caplog):
     shrink_presets(monkeypatch, "classification", data={"image_size": 16}, model={"width": 8},
                    train={"epochs": 1, "batch_size": 8, "eval_batch_size": 16, "milestones": [], "detach_epoch": None})
