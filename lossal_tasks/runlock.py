@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lossal_tasks import distributed
 from lossal_tasks.errors import RunStateError
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,6 @@ def process_alive(pid: int, start_ticks: int | None = None) -> bool:
         if current is not None and current != start_ticks:
             return False
     return True
-
-
-def _is_writer_rank() -> bool:
-    return os.environ.get("RANK", "0") == "0"
 
 
 class RunLock:
@@ -137,7 +134,7 @@ class RunLock:
 
     def acquire(self) -> "RunLock":
         """Take the lock (the directory must exist); RunStateError if a live process holds it."""
-        if not _is_writer_rank():
+        if not distributed.is_main():
             return self
         if not self.run_dir.is_dir():
             raise RunStateError(f"{self.run_dir}: run directory not found")
