@@ -52,9 +52,8 @@ def _inside(path: str, run_dir: str) -> bool:
 
 def _main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    held = contextlib.ExitStack()  # the run's lock, while this writes into the run directory
     writes_elsewhere = args.out is not None and not _inside(args.out, args.run)
-    try:
+    with contextlib.ExitStack() as held:  # the run's lock, while this writes into the run directory
         if not writes_elsewhere:
             held.enter_context(RunLock(args.run, command="tools/acquire.py"))
         run = lt.open_run(args.run)
@@ -78,11 +77,6 @@ def _main(args: argparse.Namespace) -> int:
             coco_path = write_coco_image_list(out.with_name(out.name + ".coco.json"), run.data.train,
                                               selection.indices, selection.scores,
                                               {"description": f"lossal selection by {strategy}", "run": str(args.run)})
-    except lt.LossalError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    finally:
-        held.close()
     print(f"scored {selection.num_scored} of {selection.num_candidates} unlabeled samples with "
           f"{run.checkpoint} in {selection.seconds:.1f}s; chose {len(selection)} by {strategy}")
     for row in lt.runs.selection_rows(selection, run.data.train)[:5]:

@@ -93,12 +93,8 @@ def _main(args: argparse.Namespace) -> int:
         rows["print"] = print_row(resolved.task.primary_metric)
         rows["metric"] = resolved.task.primary_metric
 
-    try:
-        records = run_experiment(experiment, out, resume=args.resume, on_start=on_start,
-                                 on_cycle=lambda record: rows["print"](record))
-    except lt.LossalError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    records = run_experiment(experiment, out, resume=args.resume, on_start=on_start,
+                             on_cycle=lambda record: rows["print"](record))
     curve = out / "learning_curve.png"
     evaluated = [record for record in records if record.get(rows["metric"]) is not None]
     if evaluated:
