@@ -27,10 +27,10 @@ from torch.utils.data import Dataset
 from lossal_tasks.data import DataSplits, IndexedSubset, sample_key
 from lossal_tasks.errors import BadDataError, RunStateError
 from lossal_tasks.evaluation import evaluate
-from lossal_tasks.loop import (CONFIG_FILE, METRICS_FILE, POOL_FILE, _trained_model, cycle_dir,
-                                locked_run_directory, open_run_directory, read_metrics, saved_train_settings)
+from lossal_tasks.loop import (CONFIG_FILE, POOL_FILE, cycle_dir, locked_run_directory, open_run_directory,
+                                read_metrics, saved_train_settings, trained_model, write_metrics)
 from lossal_tasks.pool import Pool
-from lossal_tasks.runio import atomic_write_json, atomic_write_text
+from lossal_tasks.runio import atomic_write_json
 from lossal_tasks.task import Task
 from lossal_tasks.training import TrainConfig
 
@@ -237,7 +237,7 @@ def _labeling_cycle(task: Task, train_set: Dataset, test_set: Dataset | None, ou
         log.warning("%s: no new or changed annotations since cycle %d; nothing to train (label the images "
                     "tools/acquire.py chose, then run again)", report.source, cycle - 1)
         return records
-    model, train_seconds = _trained_model(task, train_set, out_dir, pool, cycle, train_config, seed, model_options)
+    model, train_seconds = trained_model(task, train_set, out_dir, pool, cycle, train_config, seed, model_options)
     record: dict[str, Any] = {"cycle": cycle, "labeled": pool.num_labeled, "joined": len(report.joined)}
     if test_set is not None and len(test_set) > 0:
         record.update(evaluate(task, model, test_set, train_config.eval_batch_size, train_config.device,
@@ -249,7 +249,7 @@ def _labeling_cycle(task: Task, train_set: Dataset, test_set: Dataset | None, ou
     record.update({"train_seconds": round(train_seconds, 3), "acquire_seconds": None, "selected": 0,
                    "strategy": strategy})
     records.append(record)
-    atomic_write_text(out_dir / METRICS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    write_metrics(out_dir, records)
     pool.meta["completed_cycles"] = cycle + 1
     pool.meta["trained_fingerprint"] = report.fingerprint
     pool.save(out_dir / POOL_FILE)

@@ -19,6 +19,7 @@ from lossal_tasks.checkpoints import build_loss_model, load_checkpoint, save_che
 from lossal_tasks.data import IndexedSubset
 from lossal_tasks.errors import ConfigError, RunStateError
 from lossal_tasks.evaluation import evaluate
+from lossal_tasks.model import LossPredictionModel
 from lossal_tasks.pool import Pool
 from lossal_tasks.registry import STRATEGIES
 from lossal_tasks.runio import atomic_write_json, atomic_write_text, derive_seed
@@ -56,7 +57,8 @@ def read_metrics(out_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def _write_metrics(out_dir: Path, records: list[dict[str, Any]]) -> None:
+def write_metrics(out_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Replace metrics.jsonl (atomically) with one JSON object per record."""
     atomic_write_text(out_dir / METRICS_FILE, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
@@ -202,7 +204,7 @@ def run_active_learning(task: Task, train_set: Dataset, test_set: Dataset, out_d
             record = _run_cycle(task, train_set, test_set, out_dir, pool, cycle, cycle == cycles - 1,
                                 budget, strategy, subset_size, train_config, seed, model_options)
             records.append(record)
-            _write_metrics(out_dir, records)
+            write_metrics(out_dir, records)
             pool.meta["completed_cycles"] = cycle + 1
             pool.save(out_dir / POOL_FILE)
             distributed.barrier()  # rank 0's files for this cycle are in place for every rank
@@ -211,8 +213,11 @@ def run_active_learning(task: Task, train_set: Dataset, test_set: Dataset, out_d
     return records
 
 
-def _trained_model(task: Task, train_set: Dataset, out_dir: Path, pool: Pool, cycle: int,
-                   train_config: TrainConfig, seed: int, model_options: dict[str, Any]):
+def trained_model(task: Task, train_set: Dataset, out_dir: Path, pool: Pool, cycle: int,
+                  train_config: TrainConfig, seed: int,
+                  model_options: dict[str, Any]) -> tuple[LossPredictionModel, float]:
+    """Cycle ``cycle``'s model trained on ``pool.labeled`` and its training seconds: loaded from the
+    cycle's checkpoint when one is in place (a resumed cycle), else trained fresh and saved."""
     checkpoint = cycle_dir(out_dir, cycle) / "checkpoint.pt"
     if checkpoint.exists():
         model, meta = load_checkpoint(checkpoint, task)
@@ -232,7 +237,7 @@ def _trained_model(task: Task, train_set: Dataset, out_dir: Path, pool: Pool, cy
 def _run_cycle(task: Task, train_set: Dataset, test_set: Dataset, out_dir: Path, pool: Pool, cycle: int,
                last: bool, budget: int, strategy: str, subset_size: int | None,
                train_config: TrainConfig, seed: int, model_options: dict[str, Any]) -> dict[str, Any]:
-    model, train_seconds = _trained_model(task, train_set, out_dir, pool, cycle, train_config, seed,
+    model, train_seconds = trained_model(task, train_set, out_dir, pool, cycle, train_config, seed,
                                           model_options)
     results = evaluate(task, model, test_set, train_config.eval_batch_size, train_config.device,
                        train_config.num_workers, train_config.channels_last)
